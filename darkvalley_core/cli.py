@@ -1,0 +1,238 @@
+"""Command line: ``python -m darkvalley_core <command> ...``.
+
+Every command prints a short human summary, or with ``--json`` exactly one JSON object on stdout
+(progress bars and library chatter go to stderr). Errors exit with status 2 and a one-line
+message (``{"ok": false, "error": ...}`` with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from .errors import DarkValleyError
+
+COMMANDS: dict[str, Callable] = {}
+
+
+def command(name: str):
+    def register(func):
+        COMMANDS[name] = func
+        return func
+    return register
+
+
+def _progress_bar(total_label: str, enabled: bool):
+    """A tqdm bar on stderr driven by progress(done, total) callbacks."""
+    from .jobs import report_progress
+
+    if not enabled:
+        return None, lambda done, total: report_progress(done, total)
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, unit="ev", desc=total_label, file=sys.stderr, dynamic_ncols=True)
+
+    def progress(done, total):
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+        report_progress(done, total, f"{total_label}: {done} / {total} events")
+
+    return bar, progress
+
+
+def _json_out(obj) -> None:
+    from .storage import _json_default
+
+    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------------------------
+@command("benchmarks")
+def cmd_benchmarks(args) -> dict:
+    from .benchmarks import BENCHMARKS, DEFAULT_BENCHMARK
+
+    rows = [b.summary() for b in BENCHMARKS.values()]
+    if not args.json:
+        print(f"{'name':>6} {'Lambda':>7} {'m_pi':>7} {'m_rho':>8} {'m_q':>8}  rho decay")
+        for r in rows:
+            print(f"{r['name']:>6} {r['lambda_d_gev']:7g} {r['m_pi_gev']:7g} {r['m_rho_gev']:8.3f} "
+                  f"{r['m_quark_constituent_gev']:8.4f}  {r['rho_decay']}")
+        print(f"(masses in GeV; m_q is Pythia's constituent dark-quark mass; default "
+              f"{DEFAULT_BENCHMARK})")
+    return {"benchmarks": rows, "default": DEFAULT_BENCHMARK}
+
+
+@command("generate")
+def cmd_generate(args) -> dict:
+    from .generation import GenerationConfig, generate, summarise_file
+    from .presets import get_preset
+    from .storage import read_events
+
+    preset = get_preset(args.preset)
+    process = "background" if args.background else "signal"
+    n_events = args.events
+    if n_events is None:
+        n_events = preset.n_background if args.background else preset.n_signal
+    kwargs = {}
+    if args.chunk_size:
+        kwargs["chunk_size"] = args.chunk_size
+    if args.pthat_min is not None:
+        kwargs["pthat_min"] = args.pthat_min
+    if args.mhat_min is not None:
+        kwargs["mhat_min"] = args.mhat_min
+    config = GenerationConfig(process=process, benchmark=None if args.background else
+                              args.benchmark, n_events=n_events, seed=args.seed, **kwargs)
+    bar, progress = _progress_bar(config.label, not args.quiet)
+    try:
+        path = generate(config, n_jobs=args.jobs, out=args.out, progress=progress,
+                        reuse=not args.force)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = summarise_file(read_events(path, constituents=False), preset.luminosity_fb)
+    summary["preset"] = preset.to_dict()
+    if not args.json:
+        _print_summary(summary)
+    return summary
+
+
+@command("info")
+def cmd_info(args) -> dict:
+    from .generation import summarise_file
+    from .storage import read_events
+
+    summary = summarise_file(read_events(args.file, constituents=True))
+    if not args.json:
+        _print_summary(summary)
+    return summary
+
+
+def _print_summary(s: dict) -> None:
+    name = s["benchmark"] or "QCD dijets"
+    print(f"{s['path']}")
+    print(f"  {s['process']} ({name}): {s['n_generated']} generated, {s['n_selected']} selected")
+    print(f"  sigma = {s['sigma_pb']:.4g} +- {s['sigma_err_pb']:.2g} pb (Pythia estimate)")
+    print("  cutflow:")
+    for step, n in s["cutflow"].items():
+        print(f"    {step:<34} {n:>9}  ({n / s['n_generated']:.4f})")
+    print(f"  efficiency SR = {s['efficiency_sr']:.4f}, SB = {s['efficiency_sb']:.4f} "
+          f"(wide SB {s['efficiency_sb_wide']:.4f})")
+    for lumi, counts in s.get("expected", {}).items():
+        print(f"  expected at {lumi}: B_SR = {counts['B_SR']:.0f}, B_SB = {counts['B_SB']:.0f} "
+              f"(wide SB {counts['B_SB_wide']:.0f})")
+
+
+@command("jobs")
+def cmd_jobs(args) -> dict:
+    from . import jobs
+
+    if args.action == "worker":
+        raise SystemExit(jobs.run_worker(args.target))
+    if args.action == "submit":
+        argv = [a for a in ([args.target] if args.target else []) + args.rest if a != "--"]
+        job = jobs.submit(argv)
+        out = {"job": _job_dict(job)}
+        if not args.json:
+            print(f"submitted {job.id}: python -m darkvalley_core {' '.join(argv)}")
+        return out
+    if args.action == "list":
+        rows = [_job_dict(j) for j in jobs.list_jobs()]
+        if not args.json:
+            for r in rows:
+                print(f"{r['id']:<40} {r['state']:<10} {100 * r['progress']:5.1f}%  "
+                      f"{' '.join(r['argv'])}")
+            if not rows:
+                print("no jobs")
+        return {"jobs": rows}
+    if not args.target:
+        from .errors import JobError
+        raise JobError(f"'jobs {args.action}' needs a job id")
+    if args.action == "show":
+        job = jobs.get_job(args.target)
+        out = {"job": _job_dict(job), "result": job.result, "log_tail": job.log_tail()}
+        if not args.json:
+            print(json.dumps(out["job"], indent=1))
+            print(out["log_tail"])
+        return out
+    if args.action == "cancel":
+        job = jobs.cancel(args.target)
+        if not args.json:
+            print(f"{job.id}: {job.state}")
+        return {"job": _job_dict(job)}
+    if args.action == "delete":
+        jobs.delete(args.target)
+        return {"deleted": args.target}
+    raise AssertionError(args.action)
+
+
+def _job_dict(job) -> dict:
+    st = job.status
+    cfg = job.config
+    return {"id": job.id, "state": st.get("state"), "progress": float(st.get("progress") or 0),
+            "message": st.get("message", ""), "argv": cfg.get("argv", []),
+            "kind": cfg.get("kind"), "created": cfg.get("created"), "started": st.get("started"),
+            "finished": st.get("finished"), "heartbeat": st.get("heartbeat"),
+            "pid": st.get("pid"), "error": st.get("error"), "folder": str(job.folder)}
+
+
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m darkvalley_core",
+                                     description="darkvalley: weak supervision for dark jets")
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true",
+                        help="print exactly one JSON object on stdout")
+
+    sub.add_parser("benchmarks", parents=[common], help="list the 14 dark-valley benchmarks")
+
+    g = sub.add_parser("generate", parents=[common],
+                       help="generate signal or QCD background events into an HDF5 file")
+    g.add_argument("--benchmark", default="ID-10", help="signal benchmark, e.g. ID-10 or DD-5")
+    g.add_argument("--background", action="store_true", help="generate QCD dijets instead")
+    g.add_argument("--events", type=int, default=None,
+                   help="events to generate (default: the preset's)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    g.add_argument("--preset", default="demo", help="tiny, demo or paper")
+    g.add_argument("--out", default=None, help="output file (default: in the cache)")
+    g.add_argument("--chunk-size", type=int, default=None,
+                   help="events per seeded chunk (default 1000)")
+    g.add_argument("--pthat-min", type=float, default=None, help="background pTHatMin [GeV]")
+    g.add_argument("--mhat-min", type=float, default=None, help="background mHatMin [GeV]")
+    g.add_argument("--force", action="store_true", help="regenerate even if cached")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    i = sub.add_parser("info", parents=[common], help="summarise an events file")
+    i.add_argument("file")
+
+    j = sub.add_parser("jobs", parents=[common], help="background jobs: submit, list, show, "
+                       "cancel, delete")
+    j.add_argument("action", choices=["submit", "list", "show", "cancel", "delete", "worker"])
+    j.add_argument("target", nargs="?", default=None, help="job id (or folder for worker)")
+    j.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="for submit: -- followed by a darkvalley command line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = COMMANDS[args.command](args)
+    except DarkValleyError as exc:
+        if getattr(args, "json", False):
+            _json_out({"ok": False, "error": str(exc), "type": type(exc).__name__})
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        _json_out({"ok": True, "command": args.command, **result})
+    return 0
