@@ -44,10 +44,29 @@ def _progress_bar(total_label: str, enabled: bool):
     return bar, progress
 
 
+def _finite(obj):
+    """NaN and infinities become null: the output must be strict JSON."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _json_out(obj) -> None:
     from .storage import _json_default
 
-    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    sys.stdout.write(json.dumps(_finite(obj), default=_json_default, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
@@ -125,6 +144,105 @@ def _print_summary(s: dict) -> None:
     for lumi, counts in s.get("expected", {}).items():
         print(f"  expected at {lumi}: B_SR = {counts['B_SR']:.0f}, B_SB = {counts['B_SB']:.0f} "
               f"(wide SB {counts['B_SB_wide']:.0f})")
+
+
+@command("train")
+def cmd_train(args) -> dict:
+    from .jobs import report_metrics, report_progress
+    from .training import StudyConfig, results_table, run_study
+
+    config = StudyConfig(
+        method=args.method, benchmark=args.benchmark, injection=args.injection,
+        resolution=args.resolution, augment=args.augment, copies=args.copies, runs=args.runs,
+        seed=args.seed, eps_b=tuple(args.eps_b), preset=args.preset, device=args.device,
+        sidebands=args.sidebands, normalise=args.normalise, dropout=args.dropout,
+        max_epochs=args.max_epochs, patience=args.patience, batch_size=args.batch_size,
+        lr=args.lr, precision=args.precision, luminosity_fb=args.luminosity,
+        max_angle=args.max_angle, smear_formula=args.smear_formula, sample_seed=args.sample_seed)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=100, desc=f"{config.method} {config.benchmark}", file=sys.stderr,
+                   bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+
+    def progress(fraction, message):
+        report_progress(fraction, 1.0, message)
+        if bar is not None:
+            bar.n = round(100 * fraction)
+            bar.set_postfix_str(message, refresh=True)
+
+    try:
+        result = run_study(config, progress=progress, on_epoch=report_metrics)
+    finally:
+        if bar is not None:
+            bar.close()
+    result["table"] = results_table(result)
+    if not args.json:
+        _print_study(result)
+    return result
+
+
+def _print_study(r: dict) -> None:
+    c = r["config"]
+    print(f"{c['method']} on {c['benchmark']} ({c['preset']} preset, {r['luminosity_fb']:g} "
+          f"fb^-1), {c['resolution']}x{c['resolution']}, augmentation {c['augment']}"
+          + (f" +{c['copies']}" if c["augment"] != "none" else "")
+          + f", {len(r['runs'])} run(s) on {r['device']} ({r['precision']}), "
+          f"{r['wall_s']:.0f} s")
+    print(f"  events: {r['counts']}")
+    auc = r["summary"]["auc"]
+    print(f"  true-label AUC = {auc['mean']:.3f} +- {auc['std']:.3f}; epochs "
+          f"{[run['epochs'] for run in r['runs']]}")
+    if c["method"] != "supervised":
+        print(f"  injected S/sqrt(B) = {c['injection']:g}")
+    for key, wp in r["summary"]["working_points"].items():
+        line = f"  eps_b = {float(key):g}: eps_s = {wp['eps_s']['mean']:.3f} +- " \
+               f"{wp['eps_s']['std']:.3f}"
+        if "z_ideal" in wp:
+            line += (f", Z ideal = {wp['z_ideal']['mean']:.2f} +- {wp['z_ideal']['std']:.2f}, "
+                     f"Z Asimov = {wp['z_asimov']['mean']:.2f} +- {wp['z_asimov']['std']:.2f}")
+        print(line)
+
+
+@command("images")
+def cmd_images(args) -> dict:
+    import time
+
+    import numpy as np
+
+    from .augment import augmented_images
+    from .storage import read_events, write_images
+    from .training import AUGMENTATIONS
+
+    if args.augment not in AUGMENTATIONS:
+        from .errors import ConfigError
+        raise ConfigError(f"unknown augmentation {args.augment!r}: choose one of "
+                          f"{tuple(AUGMENTATIONS)}")
+    sample = read_events(args.file)
+    const = sample.constituents
+    n = len(sample)
+    copies = args.copies if args.augment != "none" else 0
+    ids = np.arange(n, dtype=np.int64)
+    t0 = time.perf_counter()
+    parts = [augmented_images(const["pt"], const["eta"], const["phi"], const["offsets"], ids,
+                              k, method=AUGMENTATIONS[args.augment], resolution=args.resolution,
+                              seed=args.seed, normalise=args.normalise)
+             for k in range(copies + 1)]
+    seconds = time.perf_counter() - t0
+    images = np.stack(parts, axis=1)  # (events, copies + 1, 2, res, res)
+    out = args.out or str(sample.path.with_name(
+        f"{sample.path.stem}-images{args.resolution}-{args.augment}{copies}.h5"))
+    write_images(out, images, sample, {"resolution": args.resolution, "augment": args.augment,
+                                       "copies": copies, "seed": args.seed,
+                                       "normalise": args.normalise})
+    n_jets = 2 * n * (copies + 1)
+    result = {"path": out, "shape": list(images.shape), "seconds": seconds,
+              "jets_per_s": n_jets / seconds if seconds > 0 else None}
+    if not args.json:
+        print(f"{out}: images {tuple(images.shape)} (events, copies, jets, eta', phi') in "
+              f"{seconds:.2f} s, {result['jets_per_s']:,.0f} jets/s")
+    return result
 
 
 @command("jobs")
@@ -210,6 +328,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", parents=[common], help="summarise an events file")
     i.add_argument("file")
+
+    t = sub.add_parser("train", parents=[common],
+                       help="train the shared-jet CNN and compute the significance")
+    t.add_argument("--method", default="cwola", help="supervised, cwola or transfer")
+    t.add_argument("--benchmark", default="ID-10")
+    t.add_argument("--injection", type=float, default=3.0, help="initial S/sqrt(B) in the SR")
+    t.add_argument("--resolution", type=int, default=25, help="25, 50 or 75")
+    t.add_argument("--augment", default="none", help="none, rotation, smearing or combined")
+    t.add_argument("--copies", type=int, default=5, help="+n augmented copies per event")
+    t.add_argument("--runs", type=int, default=3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eps-b", type=float, nargs="+", default=[0.1, 0.01, 0.001],
+                   help="background efficiencies of the working points")
+    t.add_argument("--preset", default="demo")
+    t.add_argument("--sample-seed", type=int, default=0, help="generation seed of the samples")
+    t.add_argument("--luminosity", type=float, default=None, help="fb^-1 (default: preset's)")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    t.add_argument("--precision", default="auto", help="auto, fp32 or bf16")
+    t.add_argument("--sidebands", default="narrow", help="narrow or wide")
+    t.add_argument("--normalise", default="raw", help="raw or event")
+    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--max-epochs", type=int, default=100)
+    t.add_argument("--patience", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=512)
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--max-angle", type=float, default=3.141592653589793,
+                   help="rotation range [-a, a] in rad")
+    t.add_argument("--smear-formula", default="lecture", help="lecture or delphes")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    im = sub.add_parser("images", parents=[common], help="write jet images of an events file")
+    im.add_argument("file")
+    im.add_argument("--resolution", type=int, default=25)
+    im.add_argument("--augment", default="none", help="none, rotation, smearing or combined")
+    im.add_argument("--copies", type=int, default=0)
+    im.add_argument("--seed", type=int, default=0)
+    im.add_argument("--normalise", default="raw", help="raw or event")
+    im.add_argument("--out", default=None)
 
     j = sub.add_parser("jobs", parents=[common], help="background jobs: submit, list, show, "
                        "cancel, delete")

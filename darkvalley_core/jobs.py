@@ -269,6 +269,23 @@ def report_progress(done: float, total: float, message: str = "") -> None:
         _CURRENT.progress(done / total, message or f"{done:g} / {total:g}")
 
 
+def report_metrics(record: dict) -> None:
+    """Append one epoch's numbers to the job's metrics.csv; a no-op outside a job worker."""
+    if _CURRENT is None:
+        return
+    import csv
+
+    path = _CURRENT.folder / "metrics.csv"
+    fields = ["stage", "run", "epoch", "train_loss", "val_loss", "val_auc", "best_epoch",
+              "elapsed_s", "events_per_s"]
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: record.get(k) for k in fields})
+
+
 def run_worker(folder: str | Path) -> int:
     """Entry point of the worker process: run the job's command, record its outcome."""
     global _CURRENT

@@ -294,3 +294,44 @@ def file_summary(path: Path) -> dict:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+IMAGES_FORMAT = "darkvalley-images"
+
+
+def write_images(path: Path | str, images: np.ndarray, sample: EventSample,
+                 settings: dict) -> Path:
+    """Write jet images for users' own networks, atomically.
+
+    /images        float32 (events, copies + 1, 2, res, res): copy 0 is the original event,
+                   jets are (leading, subleading), pixels (eta', phi') in the jet frame, [GeV]
+    /mjj, /region, /region_wide, /event_number: per-event, as in the events file
+    attrs: format, source file, process, benchmark, sigma_pb, n_generated and the settings.
+    """
+    import h5py
+
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = IMAGES_FORMAT
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["source"] = str(sample.path)
+            f.attrs["process"] = sample.process
+            f.attrs["benchmark"] = sample.benchmark or ""
+            f.attrs["sigma_pb"] = sample.sigma_pb
+            f.attrs["n_generated"] = sample.n_generated
+            f.attrs["settings"] = json.dumps(settings)
+            chunk = (1,) + images.shape[1:] if images.ndim == 5 and len(images) else None
+            f.create_dataset("images", data=images.astype(np.float32, copy=False),
+                             chunks=chunk, compression="lzf" if chunk else None)
+            for name in ("mjj", "region", "region_wide", "event_number"):
+                f.create_dataset(name, data=sample.events[name])
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _storage_error(path, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
