@@ -231,8 +231,10 @@ def cmd_images(args) -> dict:
              for k in range(copies + 1)]
     seconds = time.perf_counter() - t0
     images = np.stack(parts, axis=1)  # (events, copies + 1, 2, res, res)
-    out = args.out or str(sample.path.with_name(
-        f"{sample.path.stem}-images{args.resolution}-{args.augment}{copies}.h5"))
+    from .storage import cache_root
+
+    out = args.out or str(cache_root() / "images" /
+                          f"{sample.path.stem}-images{args.resolution}-{args.augment}{copies}.h5")
     write_images(out, images, sample, {"resolution": args.resolution, "augment": args.augment,
                                        "copies": copies, "seed": args.seed,
                                        "normalise": args.normalise})
@@ -245,21 +247,105 @@ def cmd_images(args) -> dict:
     return result
 
 
+@command("scan")
+def cmd_scan(args) -> dict:
+    from pathlib import Path
+
+    from .jobs import current_folder, report_progress
+    from .scan import ScanConfig, run_scan, scan_folder
+    from .training import StudyConfig
+
+    base = StudyConfig(
+        resolution=args.resolution, runs=args.runs, seed=args.seed, eps_b=tuple(args.eps_b),
+        preset=args.preset, device=args.device, sidebands=args.sidebands,
+        normalise=args.normalise, dropout=args.dropout, max_epochs=args.max_epochs,
+        patience=args.patience, batch_size=args.batch_size, lr=args.lr,
+        precision=args.precision, luminosity_fb=args.luminosity, max_angle=args.max_angle,
+        smear_formula=args.smear_formula, sample_seed=args.sample_seed,
+        benchmark=args.benchmark[0], method=args.method[0], augment=args.augment[0])
+    scan = ScanConfig(base=base, benchmarks=tuple(args.benchmark), methods=tuple(args.method),
+                      augments=tuple(args.augment), copies=tuple(args.copies),
+                      injections=tuple(args.injection))
+    if args.workers < 1:
+        from .errors import ConfigError
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    out = Path(args.out) if args.out else (current_folder() or scan_folder(scan))
+    children = scan.children()
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=100, desc=f"scan ({len(children)} children)", file=sys.stderr,
+                   bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+
+    def progress(fraction, message):
+        report_progress(fraction, 1.0, message)
+        if bar is not None:
+            bar.n = round(100 * fraction)
+            bar.set_postfix_str(message[:60], refresh=True)
+
+    try:
+        result = run_scan(scan, out, backend=args.backend, workers=args.workers,
+                          scheduler=args.scheduler, threads=args.threads, progress=progress,
+                          generate_only=args.generate_only)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.json:
+        if args.generate_only:
+            print(f"samples ready ({result['backend']}):")
+            for path in result["generated"]:
+                print(f"  {path}")
+        else:
+            _print_scan(result)
+    return result
+
+
+def _print_scan(r: dict) -> None:
+    print(f"scan of {r['n_children']} children on {r['backend']} ({r['workers']} worker(s)): "
+          f"{len(r['computed'])} computed now, {r['n_children'] - len(r['computed'])} reused; "
+          f"{r['wall_s']:.0f} s; results in {r['folder']}")
+    print(f"  {'benchmark':<7} {'method':<10} {'augment':<10} {'n':>2} {'S/sqrtB':>7} "
+          f"{'eps_b':>6} {'AUC':>11} {'Z ideal':>13} {'Z Asimov':>13}")
+    for row in r["table"]:
+        def pm(f):
+            m, s = row.get(f + "_mean"), row.get(f + "_std")
+            return "-" if m is None else f"{m:.2f}+-{(s or 0):.2f}"
+        inj = "-" if row["method"] == "supervised" else f"{row['injection']:g}"
+        print(f"  {row['benchmark']:<7} {row['method']:<10} {row['augment']:<10} "
+              f"{row['copies']:>2} {inj:>7} {row['eps_b']:>6g} {pm('auc'):>11} "
+              f"{pm('z_ideal'):>13} {pm('z_asimov'):>13}")
+
+
 @command("jobs")
 def cmd_jobs(args) -> dict:
     from . import jobs
+    from .errors import JobError
 
+    tokens = list(args.rest)
+    command_line = []
+    if "--" in tokens:
+        i = tokens.index("--")
+        tokens, command_line = tokens[:i], tokens[i + 1:]
+    elif args.action == "submit":  # "--" left out: the command starts at its name
+        i = next((k for k, t in enumerate(tokens) if t in COMMANDS), len(tokens))
+        tokens, command_line = tokens[:i], tokens[i:]
+    opts = _jobs_options().parse_args(tokens)
+    args.json = args.json or opts.json
+    args.target = opts.target
     if args.action == "worker":
         raise SystemExit(jobs.run_worker(args.target))
     if args.action == "submit":
-        argv = [a for a in ([args.target] if args.target else []) + args.rest if a != "--"]
-        job = jobs.submit(argv)
-        out = {"job": _job_dict(job)}
+        if not command_line:
+            raise JobError("nothing to submit: jobs submit -- train --preset tiny ...")
+        job = jobs.submit(command_line, label=opts.label or "", cores=opts.cores)
+        out = {"job": job.to_dict()}
         if not args.json:
-            print(f"submitted {job.id}: python -m darkvalley_core {' '.join(argv)}")
+            print(f"{job.id}: {job.state} (python -m darkvalley_core "
+                  f"{' '.join(job.config.get('argv', []))})")
         return out
     if args.action == "list":
-        rows = [_job_dict(j) for j in jobs.list_jobs()]
+        rows = [j.to_dict() for j in jobs.list_jobs()]
         if not args.json:
             for r in rows:
                 print(f"{r['id']:<40} {r['state']:<10} {100 * r['progress']:5.1f}%  "
@@ -268,11 +354,11 @@ def cmd_jobs(args) -> dict:
                 print("no jobs")
         return {"jobs": rows}
     if not args.target:
-        from .errors import JobError
         raise JobError(f"'jobs {args.action}' needs a job id")
     if args.action == "show":
         job = jobs.get_job(args.target)
-        out = {"job": _job_dict(job), "result": job.result, "log_tail": job.log_tail()}
+        out = {"job": job.to_dict(), "result": job.result, "log_tail": job.log_tail(),
+               "metrics": job.metrics()}
         if not args.json:
             print(json.dumps(out["job"], indent=1))
             print(out["log_tail"])
@@ -281,21 +367,45 @@ def cmd_jobs(args) -> dict:
         job = jobs.cancel(args.target)
         if not args.json:
             print(f"{job.id}: {job.state}")
-        return {"job": _job_dict(job)}
+        return {"job": job.to_dict()}
+    if args.action == "retry":
+        job = jobs.retry(args.target)
+        if not args.json:
+            print(f"{job.id}: {job.state} (attempt {job.raw_status.get('attempt')})")
+        return {"job": job.to_dict()}
+    if args.action == "wait":
+        job = jobs.wait(args.target, timeout=opts.timeout)
+        if not args.json:
+            print(f"{job.id}: {job.state}")
+        return {"job": job.to_dict()}
     if args.action == "delete":
         jobs.delete(args.target)
+        if not args.json:
+            print(f"deleted {args.target}")
         return {"deleted": args.target}
     raise AssertionError(args.action)
 
 
 def _job_dict(job) -> dict:
-    st = job.status
-    cfg = job.config
-    return {"id": job.id, "state": st.get("state"), "progress": float(st.get("progress") or 0),
-            "message": st.get("message", ""), "argv": cfg.get("argv", []),
-            "kind": cfg.get("kind"), "created": cfg.get("created"), "started": st.get("started"),
-            "finished": st.get("finished"), "heartbeat": st.get("heartbeat"),
-            "pid": st.get("pid"), "error": st.get("error"), "folder": str(job.folder)}
+    return job.to_dict()
+
+
+def _jobs_options() -> argparse.ArgumentParser:
+    """The options after ``jobs ACTION`` (before a ``--`` that starts a submitted command)."""
+    from .errors import JobError
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise JobError(f"jobs: {message}")
+
+    p = Parser(prog="python -m darkvalley_core jobs ACTION", add_help=False)
+    p.add_argument("target", nargs="?", default=None, help="job id (or folder for worker)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--label", default=None, help="submit: a name shown in the job list")
+    p.add_argument("--cores", type=int, default=None,
+                   help="submit: cores the job reserves (default: what the command needs)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="wait: seconds")
+    return p
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,12 +477,51 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--normalise", default="raw", help="raw or event")
     im.add_argument("--out", default=None)
 
-    j = sub.add_parser("jobs", parents=[common], help="background jobs: submit, list, show, "
-                       "cancel, delete")
-    j.add_argument("action", choices=["submit", "list", "show", "cancel", "delete", "worker"])
-    j.add_argument("target", nargs="?", default=None, help="job id (or folder for worker)")
+    sc = sub.add_parser("scan", parents=[common],
+                        help="sweep benchmarks x methods x augmentations x copies x injections")
+    list_opts = {"benchmark": ("--benchmarks", "--benchmark"), "method": ("--methods", "--method"),
+                 "augment": ("--augments", "--augment", "--augmentations"),
+                 "copies": ("--copies",), "injection": ("--injections", "--injection")}
+    # Every other option is train's own, so the two commands cannot drift apart.
+    for action in t._actions:
+        if action.dest in list_opts or action.dest in ("help", "json"):
+            continue
+        sc._add_action(action)
+    sc.add_argument(*list_opts["benchmark"], dest="benchmark", nargs="+", default=["ID-10"])
+    sc.add_argument(*list_opts["method"], dest="method", nargs="+", default=["cwola"],
+                    help="supervised, cwola, transfer")
+    sc.add_argument(*list_opts["augment"], dest="augment", nargs="+", default=["none"],
+                    help="none, rotation, smearing, combined")
+    sc.add_argument(*list_opts["copies"], dest="copies", nargs="+", type=int, default=[5],
+                    help="+n augmented copies (with an augmentation)")
+    sc.add_argument(*list_opts["injection"], dest="injection", nargs="+", type=float,
+                    default=[0.0, 1.0, 2.0, 3.0, 5.0], help="initial S/sqrt(B) values")
+    sc.add_argument("--backend", default="loky", choices=["loky", "dask", "ray"],
+                    help="joblib backend of the children")
+    sc.add_argument("--scheduler", default=None,
+                    help="dask scheduler address (tcp://host:8786) or 'local' for a "
+                         "LocalCluster; ray address for ray")
+    sc.add_argument("--workers", type=int, default=1, help="children run at the same time")
+    sc.add_argument("--threads", type=int, default=None,
+                    help="torch threads per child (default: cores // workers with loky, "
+                         "else 1)")
+    sc.add_argument("--out", default=None,
+                    help="folder of the children and tables (default: the job's folder, "
+                         "else cache/scans/<key>)")
+    sc.add_argument("--generate-only", action="store_true",
+                    help="only generate the samples the sweep needs (with the backend)")
+
+    j = sub.add_parser("jobs", parents=[common],
+                       help="background jobs: submit, list, show, cancel, retry, wait, delete",
+                       description="jobs submit [--label L] [--cores N] -- <command line>; "
+                                   "jobs list; jobs show|cancel|retry|delete ID; "
+                                   "jobs wait ID [--timeout S]; all with --json")
+    j.add_argument("action", choices=["submit", "list", "show", "cancel", "retry", "wait",
+                                      "delete", "worker"])
+    # Everything after the action is parsed by cmd_jobs (JOBS_PARSER): a command line after
+    # "--" must reach submit untouched.
     j.add_argument("rest", nargs=argparse.REMAINDER,
-                   help="for submit: -- followed by a darkvalley command line")
+                   help="job id, options, and for submit: -- followed by a command line")
     return parser
 
 

@@ -255,11 +255,15 @@ ProgressCallback = Callable[[int, int], None]
 
 def generate(config: GenerationConfig, n_jobs: int = 1, out: Path | None = None,
              progress: ProgressCallback | None = None, backend: str = "loky",
-             reuse: bool = True) -> Path:
+             reuse: bool = True, scheduler: str | None = None) -> Path:
     """Generate a sample and write it to ``out`` (default: the cache path of the config).
 
     progress(events_done, events_total) is called after every chunk. With ``reuse`` an existing
-    valid file at the cache path is returned without generating again.
+    valid file at the cache path is returned without generating again. ``backend`` runs the
+    seeded chunks through joblib: "loky" (this machine, ``n_jobs`` processes), "dask" (the
+    ``distributed`` scheduler at ``scheduler``, e.g. a dask-jobqueue HTCondor/SLURM cluster,
+    or a LocalCluster of ``n_jobs`` workers when it is None or "local") or "ray"; the chunks
+    are merged here in chunk order, so every backend writes the same file.
     """
     from .storage import read_events
 
@@ -280,18 +284,20 @@ def generate(config: GenerationConfig, n_jobs: int = 1, out: Path | None = None,
     done = 0
     if progress:
         progress(0, config.n_events)
-    if n_jobs == 1:
-        iterator = (run_chunk(config, k, n) for k, n in chunks)
-    else:
-        from joblib import Parallel, delayed
+    from .scan import parallel_backend
 
-        iterator = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(
-            delayed(run_chunk)(config, k, n) for k, n in chunks)
-    for result in iterator:
-        results.append(result)
-        done += result["n_generated"]
-        if progress:
-            progress(done, config.n_events)
+    with parallel_backend(backend, n_jobs, scheduler) as parallel:
+        if parallel is None:
+            iterator = (run_chunk(config, k, n) for k, n in chunks)
+        else:
+            from joblib import delayed
+
+            iterator = parallel(delayed(run_chunk)(config, k, n) for k, n in chunks)
+        for result in iterator:
+            results.append(result)
+            done += result["n_generated"]
+            if progress:
+                progress(done, config.n_events)
     # No wall-clock time, worker count or host in the file: same config and seed, same bytes.
     events, constituents, attrs = merge_chunks(config, results)
     return write_events(path, events, constituents, attrs)

@@ -109,6 +109,9 @@ def _atomic_target(path: Path):
         raise StorageError(f"cannot write to {folder}: permission denied")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets normal permissions
     return Path(tmp)
 
 
