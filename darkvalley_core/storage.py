@@ -25,6 +25,7 @@ partial file under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -122,27 +123,17 @@ def _storage_error(path: Path, exc: OSError) -> StorageError:
     return StorageError(f"cannot write {path}: {exc}")
 
 
-def write_events(path: Path, events: dict[str, np.ndarray], constituents: dict[str, np.ndarray],
-                 attrs: dict) -> Path:
-    """Write an events file atomically (temporary file in the same folder, then os.replace)."""
-    import h5py
+@contextlib.contextmanager
+def atomic_write(path: Path):
+    """Yield a temporary path in the destination folder; on success rename it to ``path``.
 
+    On any failure the temporary file is removed and nothing appears under ``path``; OS errors
+    (permission, full disk) become StorageError.
+    """
     path = Path(path)
     tmp = _atomic_target(path)
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            for key, value in attrs.items():
-                f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-            ev = f.create_group("events")
-            for name, dtype in {**EVENT_FIELDS_1D, **EVENT_FIELDS_2D}.items():
-                ev.create_dataset(name, data=np.asarray(events[name], dtype=dtype))
-            co = f.create_group("constituents")
-            for name in CONSTITUENT_FIELDS:
-                co.create_dataset(name, data=np.asarray(constituents[name], dtype="f4"),
-                                  compression="lzf" if len(constituents[name]) else None)
-            co.create_dataset("offsets", data=np.asarray(constituents["offsets"], dtype="i8"))
+        yield tmp
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -150,19 +141,35 @@ def write_events(path: Path, events: dict[str, np.ndarray], constituents: dict[s
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_events(path: Path, events: dict[str, np.ndarray], constituents: dict[str, np.ndarray],
+                 attrs: dict) -> Path:
+    """Write an events file atomically (temporary file in the same folder, then os.replace)."""
+    import h5py
+
+    path = Path(path)
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        for key, value in attrs.items():
+            f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        ev = f.create_group("events")
+        for name, dtype in {**EVENT_FIELDS_1D, **EVENT_FIELDS_2D}.items():
+            ev.create_dataset(name, data=np.asarray(events[name], dtype=dtype))
+        co = f.create_group("constituents")
+        for name in CONSTITUENT_FIELDS:
+            co.create_dataset(name, data=np.asarray(constituents[name], dtype="f4"),
+                              compression="lzf" if len(constituents[name]) else None)
+        co.create_dataset("offsets", data=np.asarray(constituents["offsets"], dtype="i8"))
     return path
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write a JSON file atomically; used for job status and results."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        tmp.write_text(json.dumps(payload, indent=1, default=_json_default))
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _storage_error(path, exc) from exc
+    text = json.dumps(payload, indent=1, default=_json_default)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
 
 
 def _json_default(obj):
@@ -314,27 +321,18 @@ def write_images(path: Path | str, images: np.ndarray, sample: EventSample,
     import h5py
 
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = IMAGES_FORMAT
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["source"] = str(sample.path)
-            f.attrs["process"] = sample.process
-            f.attrs["benchmark"] = sample.benchmark or ""
-            f.attrs["sigma_pb"] = sample.sigma_pb
-            f.attrs["n_generated"] = sample.n_generated
-            f.attrs["settings"] = json.dumps(settings)
-            chunk = (1,) + images.shape[1:] if images.ndim == 5 and len(images) else None
-            f.create_dataset("images", data=images.astype(np.float32, copy=False),
-                             chunks=chunk, compression="lzf" if chunk else None)
-            for name in ("mjj", "region", "region_wide", "event_number"):
-                f.create_dataset(name, data=sample.events[name])
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _storage_error(path, exc) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = IMAGES_FORMAT
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["source"] = str(sample.path)
+        f.attrs["process"] = sample.process
+        f.attrs["benchmark"] = sample.benchmark or ""
+        f.attrs["sigma_pb"] = sample.sigma_pb
+        f.attrs["n_generated"] = sample.n_generated
+        f.attrs["settings"] = json.dumps(settings)
+        chunk = (1,) + images.shape[1:] if images.ndim == 5 and len(images) else None
+        f.create_dataset("images", data=images.astype(np.float32, copy=False),
+                         chunks=chunk, compression="lzf" if chunk else None)
+        for name in ("mjj", "region", "region_wide", "event_number"):
+            f.create_dataset(name, data=sample.events[name])
     return path
