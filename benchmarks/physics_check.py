@@ -31,6 +31,7 @@ def main():
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--eps-b", type=float, default=0.01)
     ap.add_argument("--skip-supervised", action="store_true")
+    ap.add_argument("--max-epochs", type=int, default=100)
     ap.add_argument("--out", default="docs")
     args = ap.parse_args()
     out = Path(args.out)
@@ -39,7 +40,8 @@ def main():
 
     if not args.skip_supervised:
         t0 = time.perf_counter()
-        r = run_study(StudyConfig(method="supervised", preset=args.preset, runs=args.runs))
+        r = run_study(StudyConfig(method="supervised", preset=args.preset, runs=args.runs,
+                                  max_epochs=args.max_epochs))
         a = r["summary"]["auc"]
         wp = r["summary"]["working_points"][key]
         print(f"supervised ID-10 vs QCD ({args.preset}): AUC = {a['mean']:.3f} +- {a['std']:.3f}"
@@ -52,7 +54,8 @@ def main():
     for inj in args.injections:
         t1 = time.perf_counter()
         r = run_study(StudyConfig(method=args.method, preset=args.preset, runs=args.runs,
-                                  injection=inj, augment=args.augment, copies=args.copies))
+                                  injection=inj, augment=args.augment, copies=args.copies,
+                                  max_epochs=args.max_epochs))
         s = r["summary"]
         wp = s["working_points"][key]
         row = {"injection": inj, "auc_mean": s["auc"]["mean"], "auc_std": s["auc"]["std"],
@@ -96,7 +99,8 @@ def main():
     ax.axhline(5, color="grey", lw=1, ls=":", label="5σ")
     ax.set_xlabel("injected S/√B in the SR (before the cut)")
     ax.set_ylabel(f"Z after the cut (ε_b = {args.eps_b:g})")
-    ax.set_title(f"{args.method}, ID-10, {args.preset} preset, {args.runs} runs per point")
+    ax.set_title(f"{args.method}, ID-10, {args.preset} preset, {args.runs} runs per point, "
+                 f"augmentation {args.augment}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"))
