@@ -26,7 +26,7 @@ def run(*args, cache):
 
 @pytest.fixture
 def events_file(tiny_samples, tmp_path):
-    """A copy of the tiny signal file in its own folder (outputs land beside it)."""
+    """A copy of the tiny signal file in its own folder."""
     path = tmp_path / "signal.h5"
     shutil.copy(tiny_samples[0], path)
     return path
@@ -48,7 +48,7 @@ def test_images_rotation_copies_json(events_file, tmp_path):
     assert obj["ok"] is True and obj["command"] == "images"
     assert obj["shape"] == [n, 3, 2, 25, 25]
     out = Path(obj["path"])
-    assert out.exists() and out.parent == events_file.parent
+    assert out.exists() and out.parent == tmp_path / "images"  # cache/images, not the events folder
     with h5py.File(out, "r") as f:
         images = f["images"][...]
         assert f.attrs["format"] == "darkvalley-images"
