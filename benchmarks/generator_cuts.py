@@ -5,7 +5,8 @@ of the selected events with m_jj >= 4300 GeV (the lowest sideband edge), how man
 hard processes that the default cuts (pTHat >= 600 GeV, mHat >= 3500 GeV) would not have
 generated? Also compares the m_jj spectrum above 4300 GeV with and without the default cuts.
 
-Usage: python benchmarks/generator_cuts.py [n_events=6000] [n_jobs=2]
+Usage: python benchmarks/generator_cuts.py [n_events=6000] [n_jobs=2] [loose_pthat=450]
+       [loose_mhat=3000]
 """
 
 import sys
@@ -24,7 +25,8 @@ from darkvalley_core.generation import (DEFAULT_MHAT_MIN, DEFAULT_PTHAT_MIN,  # 
 from darkvalley_core.jets import (Selection, cluster_dijets, selection_mask,  # noqa: E402
                                   stdout_to_stderr)
 
-LOOSE_PTHAT, LOOSE_MHAT = 400.0, 2800.0
+LOOSE_PTHAT = float(sys.argv[3]) if len(sys.argv) > 3 else 450.0
+LOOSE_MHAT = float(sys.argv[4]) if len(sys.argv) > 4 else 3000.0
 
 
 def chunk(seed, n):
@@ -53,7 +55,7 @@ def main():
     high = mjj >= 4300
     print(f"selected events with m_jj >= 4300 GeV: {high.sum()}")
     print(f"{'mHat cut':>9} {'lost above 4300':>16} {'lost in SB low 4300-4700':>26}")
-    for cut in (3000.0, 3300.0, DEFAULT_MHAT_MIN, 3700.0, 3900.0):
+    for cut in sorted({LOOSE_MHAT, 3300.0, DEFAULT_MHAT_MIN, 3700.0, 3900.0}):
         lost = high & (mhat < cut)
         sb = (mjj >= 4300) & (mjj < 4700)
         print(f"{cut:9.0f} {lost.sum():8d} ({lost.sum() / max(high.sum(), 1):6.2%}) "

@@ -236,10 +236,19 @@ def learning_threshold(x, z_after_mean, z_after_std=None, *, rule: str = "last")
     scanned points, with rule "last" of ``crossing`` (d > 0 from there to the end of the scan;
     x[0] if d > 0 at every point after the first). Band from Z_after +- std. NaN if the network
     never beats the no-gain line by the end of the scan.
+    Points at x = 0 (no injected signal) are left out of the read-off.
     x: injected S/sqrt(B) values, strictly increasing; z_after_*: per-x mean and std.
     """
     xs = np.asarray(x, dtype=np.float64)
-    return crossing(xs, np.asarray(z_after_mean, np.float64) - xs, z_after_std, 0.0, rule=rule)
+    zm = np.asarray(z_after_mean, np.float64)
+    zs = None if z_after_std is None else np.asarray(z_after_std, np.float64)
+    # A point without injected signal says nothing about learning (the ideal Z is 0 there by
+    # construction, on the no-gain line), so it cannot place the threshold at 0.
+    keep = xs > 0
+    if keep.sum() >= 2:
+        xs, zm = xs[keep], zm[keep]
+        zs = None if zs is None else zs[keep]
+    return crossing(xs, zm - xs, zs, 0.0, rule=rule)
 
 
 def five_sigma_reach(x, z_after_mean, z_after_std=None, *, level: float = 5.0,

@@ -46,7 +46,7 @@ with right:
                         help="per sample; the smaller signal sample finishes first and the "
                              "background then has the cores to itself")
     missing = [(c, p) for c, p in ((sig_cfg, sig_path), (bkg_cfg, bkg_path)) if p is None]
-    label = "Generate" if missing else "Regenerate nothing: both samples are cached"
+    label = "Generate" if missing else "Both samples are cached"
     if st.button(f"{label} ({preset.name} preset)", type="primary", disabled=not missing):
         for cfg, _ in missing:
             jobs.submit(generate_command(cfg, preset.name, workers), kind="generate",
