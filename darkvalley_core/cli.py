@@ -63,6 +63,27 @@ def _finite(obj):
     return obj
 
 
+def _fraction_bar(desc: str, enabled: bool):
+    """A percent bar on stderr driven by progress(fraction, message); also reports to the job
+    this process runs in, if any."""
+    from .jobs import report_progress
+
+    bar = None
+    if enabled:
+        from tqdm import tqdm
+
+        bar = tqdm(total=100, desc=desc, file=sys.stderr,
+                   bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+
+    def progress(fraction, message):
+        report_progress(fraction, 1.0, message)
+        if bar is not None:
+            bar.n = round(100 * fraction)
+            bar.set_postfix_str(message[:60], refresh=True)
+
+    return bar, progress
+
+
 def _json_out(obj) -> None:
     from .storage import _json_default
 
@@ -148,7 +169,7 @@ def _print_summary(s: dict) -> None:
 
 @command("train")
 def cmd_train(args) -> dict:
-    from .jobs import report_metrics, report_progress
+    from .jobs import report_metrics
     from .training import StudyConfig, results_table, run_study
 
     config = StudyConfig(
@@ -159,18 +180,7 @@ def cmd_train(args) -> dict:
         max_epochs=args.max_epochs, patience=args.patience, batch_size=args.batch_size,
         lr=args.lr, precision=args.precision, luminosity_fb=args.luminosity,
         max_angle=args.max_angle, smear_formula=args.smear_formula, sample_seed=args.sample_seed)
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=100, desc=f"{config.method} {config.benchmark}", file=sys.stderr,
-                   bar_format="{l_bar}{bar}| {elapsed} {postfix}")
-
-    def progress(fraction, message):
-        report_progress(fraction, 1.0, message)
-        if bar is not None:
-            bar.n = round(100 * fraction)
-            bar.set_postfix_str(message, refresh=True)
+    bar, progress = _fraction_bar(f"{config.method} {config.benchmark}", not args.quiet)
 
     try:
         result = run_study(config, progress=progress, on_epoch=report_metrics)
@@ -251,7 +261,7 @@ def cmd_images(args) -> dict:
 def cmd_scan(args) -> dict:
     from pathlib import Path
 
-    from .jobs import current_folder, report_progress
+    from .jobs import current_folder
     from .scan import ScanConfig, run_scan, scan_folder
     from .training import StudyConfig
 
@@ -271,18 +281,7 @@ def cmd_scan(args) -> dict:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     out = Path(args.out) if args.out else (current_folder() or scan_folder(scan))
     children = scan.children()
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=100, desc=f"scan ({len(children)} children)", file=sys.stderr,
-                   bar_format="{l_bar}{bar}| {elapsed} {postfix}")
-
-    def progress(fraction, message):
-        report_progress(fraction, 1.0, message)
-        if bar is not None:
-            bar.n = round(100 * fraction)
-            bar.set_postfix_str(message[:60], refresh=True)
+    bar, progress = _fraction_bar(f"scan ({len(children)} children)", not args.quiet)
 
     try:
         result = run_scan(scan, out, backend=args.backend, workers=args.workers,

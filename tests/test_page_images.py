@@ -3,26 +3,14 @@
 import re
 from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
+from page_helpers import run_page as _run_page, text_of
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "2_Jet_images.py")
 
 
-def run_page(preset="tiny", **state):
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["dv_preset"] = preset
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def text_of(at) -> str:
-    parts = [m.value for m in at.markdown] + [i.value for i in at.info] + \
-            [e.value for e in at.error] + [c.value for c in at.caption]
-    return "\n".join(str(p) for p in parts)
+def run_page(**state):
+    return _run_page("pages/2_Jet_images.py", **state)
 
 
 def event_shown(at) -> int:

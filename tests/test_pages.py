@@ -4,24 +4,10 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from page_helpers import run_page, text_of
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["app.py", "pages/1_Benchmark.py"]
-
-
-def run_page(page, preset="tiny"):
-    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
-    at.session_state["dv_preset"] = preset
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def text_of(at) -> str:
-    parts = [m.value for m in at.markdown] + [i.value for i in at.info] + \
-            [s.value for s in at.success] + [e.value for e in at.error] + \
-            [c.value for c in at.caption]
-    return "\n".join(str(p) for p in parts)
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from page_helpers import run_page, text_of
 
 from darkvalley_core import jobs
 
@@ -54,23 +54,6 @@ def fresh_cache(tiny_samples, tmp_path, monkeypatch):
     for job in jobs.list_jobs():
         if job.state in jobs.ACTIVE_STATES:
             jobs.cancel(job.id)
-
-
-def run_page(page, preset="tiny", **state):
-    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
-    at.session_state["dv_preset"] = preset
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def text_of(at) -> str:
-    parts = [m.value for m in at.markdown] + [i.value for i in at.info] + \
-            [s.value for s in at.success] + [e.value for e in at.error] + \
-            [c.value for c in at.caption] + [w.value for w in at.warning]
-    return "\n".join(str(p) for p in parts)
 
 
 def metric(at, label):
