@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -233,23 +232,73 @@ def reach_figure(rows: list[dict], benchmarks: list[str], height: int = 460):
 
 
 def figure_png(fig, width: int = 1000, height: int = 600) -> bytes:
-    """PNG bytes of a plotly figure through kaleido (needs the kaleido package and a Chrome or
-    Chromium on the machine); raises RuntimeError when either is missing."""
-    if not png_export_available():
-        raise RuntimeError("PNG export needs the kaleido package and Chrome/Chromium; use the "
-                           "camera button of the plot's toolbar instead")
-    return fig.to_image(format="png", width=width, height=height, scale=2)
-
-
-def png_export_available() -> bool:
-    """Whether ``figure_png`` can work here (checked without starting a browser)."""
+    """PNG bytes of a plotly figure: through kaleido when it works here (it needs the kaleido
+    package and a Chrome or Chromium it can start), else redrawn with matplotlib from the
+    figure's scatter traces, error bars and straight-line shapes."""
     import importlib.util
-    import shutil
 
-    if importlib.util.find_spec("kaleido") is None:
-        return False
-    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-    return any(shutil.which(n) for n in names) or bool(os.environ.get("BROWSER_PATH"))
+    if importlib.util.find_spec("kaleido") is not None:
+        try:
+            return fig.to_image(format="png", width=width, height=height, scale=2)
+        except Exception:  # noqa: BLE001 -- no usable browser for kaleido: draw it ourselves
+            pass
+    return _matplotlib_png(fig, width, height)
+
+
+def _matplotlib_png(fig, width: int, height: int) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dashes = {"dash": "--", "dot": ":", "dashdot": "-.", "longdash": "--"}
+    mfig, ax = plt.subplots(figsize=(width / 100, height / 100), dpi=100)
+    for tr in fig.data:
+        if tr.type != "scatter" or tr.x is None or tr.y is None:
+            continue
+        x = np.asarray(tr.x, dtype=float)
+        y = np.asarray(tr.y, dtype=float)
+        err = None
+        if tr.error_y is not None and tr.error_y.array is not None:
+            err = np.asarray(tr.error_y.array, dtype=float)
+        if tr.fill == "toself":  # a band drawn as a closed polygon
+            ax.fill(x, y, color=_mpl_colour(tr.fillcolor), linewidth=0)
+            continue
+        mode = tr.mode or "lines"
+        colour = tr.line.color if tr.line is not None and tr.line.color else None
+        ls = dashes.get(tr.line.dash, "-") if tr.line is not None and tr.line.dash else "-"
+        ax.errorbar(x, y, yerr=err, color=colour, linestyle=ls if "lines" in mode else "none",
+                    marker="o" if "markers" in mode else None, capsize=3 if err is not None else 0,
+                    label=tr.name if tr.showlegend is not False and tr.name else None)
+    for shape in fig.layout.shapes or ():
+        if shape.type == "line" and shape.y0 == shape.y1 and shape.xref == "paper":
+            ax.axhline(shape.y0, color=shape.line.color or "grey", linestyle=":")
+    ax.set_xlabel(fig.layout.xaxis.title.text or "")
+    ax.set_ylabel(fig.layout.yaxis.title.text or "")
+    if fig.layout.title and fig.layout.title.text:
+        ax.set_title(fig.layout.title.text, fontsize=10)
+    if fig.layout.yaxis.type == "log":
+        ax.set_yscale("log")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    mfig.tight_layout()
+    buf = io.BytesIO()
+    mfig.savefig(buf, format="png")
+    plt.close(mfig)
+    return buf.getvalue()
+
+
+def _mpl_colour(colour):
+    """A plotly colour string ("rgba(r, g, b, a)", "#rrggbb", a name) for matplotlib."""
+    if isinstance(colour, str) and colour.startswith("rgba"):
+        r, g, b, a = (float(v) for v in colour[colour.index("(") + 1:-1].split(","))
+        return (r / 255, g / 255, b / 255, a)
+    if isinstance(colour, str) and colour.startswith("rgb"):
+        r, g, b = (float(v) for v in colour[colour.index("(") + 1:-1].split(","))
+        return (r / 255, g / 255, b / 255)
+    return colour
 
 
 def figure_html(fig) -> str:

@@ -13,7 +13,7 @@ from app_ui import (multiselect_following, page_setup, poll_interval,
                     results_signature, runs_frame)
 from darkvalley_core import jobs
 from darkvalley_core.benchmarks import BENCHMARKS
-from darkvalley_core.plots import (copies_figure, figure_html, figure_png, png_export_available,
+from darkvalley_core.plots import (copies_figure, figure_html, figure_png,
                                    reach_figure, sensitivity_figure)
 from darkvalley_core.scan import (METHOD_LABELS, copies_series, reach_rows, readoff_table,
                                   sensitivity_curves)
@@ -97,12 +97,8 @@ def exports(fig, name: str, table: pd.DataFrame, key: str) -> None:
                        key=f"{key}-csv", width="stretch")
     c2.download_button("Interactive HTML", lambda: figure_html(fig).encode(), f"{name}.html",
                        "text/html", key=f"{key}-html", width="stretch")
-    if png_export_available():
-        c3.download_button("PNG", lambda: figure_png(fig), f"{name}.png", "image/png",
-                           key=f"{key}-png", width="stretch")
-    else:
-        c3.caption("PNG: use the camera button of the plot's toolbar (server-side PNG export "
-                   "needs kaleido and Chrome/Chromium).")
+    c3.download_button("PNG", lambda: figure_png(fig), f"{name}.png", "image/png",
+                       key=f"{key}-png", width="stretch")
 
 
 with tab_main:
