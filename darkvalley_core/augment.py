@@ -528,3 +528,99 @@ def torch_rotate_pixelate(pt, x, y, offsets, angles, resolution=25):
     out = torch.zeros(n_jets * npix + 1, dtype=torch.float32, device=dev)
     out.index_add_(0, flat, pt.to(torch.float32))
     return out[:-1].view(n_jets, res, res)
+
+
+class DeviceAugmentedBatches:
+    """The "+n" set of ``AugmentedBatches`` (methods "none" and "rotate"), made on a torch device.
+
+    The constituents are preprocessed once on the CPU and then live on the training device
+    (pt, x, y and offsets as tensors, with the rotation angle of every (event, copy, jet) from
+    ``rotation_angles``); each batch gathers its jets, rotates and pixelates them there with
+    ``torch_rotate_pixelate``. On a GPU the training step therefore never waits for the CPU, and
+    the memory of a "+n" set still does not grow with n. Same items, same order (same shuffling
+    seed) and the same images as ``AugmentedBatches`` up to float rounding at pixel edges.
+    pT smearing redoes the preprocessing for every copy, which is CPU code: "smear" and
+    "combined" stay with ``AugmentedBatches``.
+
+    Yields (images float32 (B, 2, res, res), labels (B,), None) as tensors on ``device``.
+    """
+
+    def __init__(self, pt, eta, phi, offsets, labels, *, n_copies=5, method="rotate",
+                 resolution=25, normalise="raw", batch_size=512, seed=0, event_ids=None,
+                 shuffle=True, max_angle=np.pi, device="cpu"):
+        import torch
+
+        if check_method(method) not in ("none", "rotate"):
+            raise ConfigError(f"augmentation {method!r} is made on the CPU; use AugmentedBatches")
+        self.resolution = _im.check_resolution(resolution)
+        self.normalise = _im.check_normalise(normalise)
+        self.seed = _check_seed(seed)
+        self.n_copies = int(n_copies) if method == "rotate" else 0
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        pt, eta, phi, off = _im.check_constituents(pt, eta, phi, offsets)
+        n_jets = len(off) - 1
+        if n_jets % 2 or n_jets == 0:
+            raise ConfigError(f"need two jets per event and at least one event, got {n_jets} jets")
+        self.n_events = n_jets // 2
+        ids = np.arange(self.n_events, dtype=np.int64) if event_ids is None else event_ids
+        ids, _ = _check_events(off, ids, 0)
+        x, y = _im._preprocess_validated(pt, eta, phi, off)
+        p = pt
+        self.device = torch.device(device)
+        to = lambda a, dt: torch.as_tensor(np.ascontiguousarray(a), dtype=dt,  # noqa: E731
+                                           device=self.device)
+        self.pt, self.x, self.y = to(p, torch.float32), to(x, torch.float32), to(y, torch.float32)
+        self.offsets = to(off, torch.int64)
+        self.labels = to(np.asarray(labels), torch.float32)
+        angles = np.stack([rotation_angles(self.seed, ids, k, max_angle)
+                           for k in range(self.n_copies + 1)], axis=1)  # (events, copies+1, 2)
+        self.angles = to(angles, torch.float32)
+        self.epoch = 0
+
+    @property
+    def n_items(self) -> int:
+        return self.n_events * (self.n_copies + 1)
+
+    def __len__(self) -> int:
+        return -(-self.n_items // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def order(self, epoch: int | None = None) -> np.ndarray:
+        n = self.n_items
+        if not self.shuffle:
+            return np.arange(n, dtype=np.int64)
+        e = self.epoch if epoch is None else int(epoch)
+        return np.random.default_rng([self.seed, _STREAM_SHUFFLE, e]).permutation(n)
+
+    def batch(self, items):
+        import torch
+
+        items = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device)
+        events = torch.div(items, self.n_copies + 1, rounding_mode="floor")
+        copies = items - events * (self.n_copies + 1)
+        jets = torch.stack([2 * events, 2 * events + 1], dim=1).reshape(-1)
+        starts = self.offsets[jets]
+        counts = self.offsets[jets + 1] - starts
+        new_off = torch.zeros(jets.numel() + 1, dtype=torch.int64, device=self.device)
+        torch.cumsum(counts, 0, out=new_off[1:])
+        idx = torch.arange(int(new_off[-1]), device=self.device) + \
+            torch.repeat_interleave(starts - new_off[:-1], counts)
+        angles = self.angles[events, copies].reshape(-1)
+        res = self.resolution
+        imgs = torch_rotate_pixelate(self.pt[idx], self.x[idx], self.y[idx], new_off, angles,
+                                     res).view(len(items), 2, res, res)
+        if self.normalise == "event":
+            flat = imgs.reshape(len(items), -1).double()
+            mean = flat.mean(dim=1)
+            std = flat.std(dim=1, unbiased=False).clamp_min(_im.EN_STD_FLOOR)
+            imgs = ((flat - mean[:, None]) / std[:, None]).float().view_as(imgs)
+        return imgs, self.labels[events], None
+
+    def __iter__(self):
+        order = self.order()
+        self.epoch += 1
+        for i in range(0, len(order), self.batch_size):
+            yield self.batch(order[i: i + self.batch_size])

@@ -67,6 +67,7 @@ class StudyConfig:
     device: str = "auto"             # auto | cpu | cuda | mps
     precision: str = "auto"          # auto | fp32 | bf16
     n_jobs: int = 0                  # generation workers if samples are missing (0: all cores)
+    augment_on_device: str = "auto"  # auto (on a GPU), yes, no: make images on the device
 
     def __post_init__(self):
         from .benchmarks import get_benchmark
@@ -91,6 +92,9 @@ class StudyConfig:
         if not eps or any(not 0 < e < 1 for e in eps):
             raise ConfigError(f"background efficiencies must lie in (0, 1), got {eps}")
         object.__setattr__(self, "eps_b", eps)
+        if self.augment_on_device not in ("auto", "yes", "no"):
+            raise ConfigError(f"augment_on_device must be auto, yes or no, got "
+                              f"{self.augment_on_device!r}")
         if self.normalise not in ("raw", "event"):
             raise ConfigError(f"normalise must be 'raw' or 'event', got {self.normalise!r}")
 
@@ -152,16 +156,28 @@ def train_network(model, samples: dict, training_set: ds.TrainingSet, config: St
                   seed: int, callback=None, should_stop=None):
     """Fit ``model`` on the training split (augmented on the fly) with early stopping on the
     validation split; returns the trainer's FitResult."""
-    from .augment import AugmentedBatches
-    from .trainer import TrainConfig, fit
+    from .augment import AugmentedBatches, DeviceAugmentedBatches
+    from .trainer import TrainConfig, fit, select_device
 
     train = training_set.train
     pt, eta, phi, off = ds.constituents_of(samples, train)
-    batches = AugmentedBatches(pt, eta, phi, off, train.label, n_copies=config.n_copies,
-                               method=AUGMENTATIONS[config.augment], resolution=config.resolution,
-                               normalise=config.normalise, batch_size=config.batch_size,
-                               seed=seed, event_ids=train.keys(), formula=config.smear_formula,
-                               max_angle=config.max_angle)
+    method = AUGMENTATIONS[config.augment]
+    device = select_device(config.device)
+    on_device = config.augment_on_device == "yes" or (
+        config.augment_on_device == "auto" and device.type != "cpu")
+    if on_device and method in ("none", "rotate"):
+        # Images made where the network trains: a GPU never waits for the CPU.
+        batches = DeviceAugmentedBatches(
+            pt, eta, phi, off, train.label, n_copies=config.n_copies, method=method,
+            resolution=config.resolution, normalise=config.normalise,
+            batch_size=config.batch_size, seed=seed, event_ids=train.keys(),
+            max_angle=config.max_angle, device=device)
+    else:
+        batches = AugmentedBatches(pt, eta, phi, off, train.label, n_copies=config.n_copies,
+                                   method=method, resolution=config.resolution,
+                                   normalise=config.normalise, batch_size=config.batch_size,
+                                   seed=seed, event_ids=train.keys(),
+                                   formula=config.smear_formula, max_angle=config.max_angle)
     val = training_set.validation
     val_images = list(image_chunks(samples, val, config))
     val_list = []
