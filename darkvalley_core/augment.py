@@ -530,7 +530,7 @@ def torch_rotate_pixelate(pt, x, y, offsets, angles, resolution=25):
     return out[:-1].view(n_jets, res, res)
 
 
-class DeviceAugmentedBatches:
+class DeviceAugmentedBatches(AugmentedBatches):
     """The "+n" set of ``AugmentedBatches`` (methods "none" and "rotate"), made on a torch device.
 
     The constituents are preprocessed once on the CPU and then live on the training device
@@ -542,7 +542,8 @@ class DeviceAugmentedBatches:
     pT smearing redoes the preprocessing for every copy, which is CPU code: "smear" and
     "combined" stay with ``AugmentedBatches``.
 
-    Yields (images float32 (B, 2, res, res), labels (B,), None) as tensors on ``device``.
+    Yields (images float32 (B, 2, res, res), labels (B,), None) as tensors on ``device``;
+    the item numbering, shuffling and iteration are those of ``AugmentedBatches``.
     """
 
     def __init__(self, pt, eta, phi, offsets, labels, *, n_copies=5, method="rotate",
@@ -558,6 +559,7 @@ class DeviceAugmentedBatches:
         self.n_copies = int(n_copies) if method == "rotate" else 0
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
+        self.drop_last = False
         pt, eta, phi, off = _im.check_constituents(pt, eta, phi, offsets)
         n_jets = len(off) - 1
         if n_jets % 2 or n_jets == 0:
@@ -577,23 +579,6 @@ class DeviceAugmentedBatches:
                            for k in range(self.n_copies + 1)], axis=1)  # (events, copies+1, 2)
         self.angles = to(angles, torch.float32)
         self.epoch = 0
-
-    @property
-    def n_items(self) -> int:
-        return self.n_events * (self.n_copies + 1)
-
-    def __len__(self) -> int:
-        return -(-self.n_items // self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def order(self, epoch: int | None = None) -> np.ndarray:
-        n = self.n_items
-        if not self.shuffle:
-            return np.arange(n, dtype=np.int64)
-        e = self.epoch if epoch is None else int(epoch)
-        return np.random.default_rng([self.seed, _STREAM_SHUFFLE, e]).permutation(n)
 
     def batch(self, items):
         import torch
@@ -618,9 +603,3 @@ class DeviceAugmentedBatches:
             std = flat.std(dim=1, unbiased=False).clamp_min(_im.EN_STD_FLOOR)
             imgs = ((flat - mean[:, None]) / std[:, None]).float().view_as(imgs)
         return imgs, self.labels[events], None
-
-    def __iter__(self):
-        order = self.order()
-        self.epoch += 1
-        for i in range(0, len(order), self.batch_size):
-            yield self.batch(order[i: i + self.batch_size])
