@@ -8,4 +8,4 @@ Heavy dependencies (torch, pythia8mc, fastjet) are imported only inside the modu
 them, so ``import darkvalley_core`` stays fast.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

