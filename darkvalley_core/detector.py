@@ -55,7 +55,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .errors import ConfigError
-from .particles import EFlowBatch, ParticleBatch, event_index, pt_eta_phi
+from .particles import EFlowBatch, ParticleBatch, event_index, offsets_from_counts, pt_eta_phi
 
 __all__ = [
     "CMS",
@@ -754,7 +754,7 @@ def simulate_detector(particles: ParticleBatch, rng: np.random.Generator,
     n_evt = c_evt[nc][n_sel]
     cnt_t = np.bincount(t_evt, minlength=n_events)
     cnt_n = np.bincount(n_evt, minlength=n_events)
-    offsets_out = np.concatenate([[0], np.cumsum(cnt_t + cnt_n)]).astype(np.int64)
+    offsets_out = offsets_from_counts(cnt_t + cnt_n)
     first_t = np.cumsum(cnt_t) - cnt_t
     first_n = np.cumsum(cnt_n) - cnt_n
     pos_t = offsets_out[t_evt] + np.arange(t_idx.size) - first_t[t_evt]

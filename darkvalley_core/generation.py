@@ -33,7 +33,7 @@ from .benchmarks import background_settings, get_benchmark
 from .errors import ConfigError, StorageError
 from .jets import (Selection, assign_regions, cluster_dijets, concat_dijets, selection_mask,
                    stdout_to_stderr)
-from .particles import ParticleBatch
+from .particles import ParticleBatch, offsets_from_counts
 from .storage import config_key, events_dir, write_events
 
 PYTHIA_VERSION = "8.317"
@@ -302,7 +302,7 @@ def final_state_particles(pythia, n_events: int, with_hard_process: bool = False
     px, py, pz, e = (np.concatenate(columns[c]).astype(np.float64, copy=False)
                      for c in ("px", "py", "pz", "e"))
     particles = ParticleBatch(px, py, pz, e, pid=pid, charge=_charge_lookup(pythia, pid),
-                              offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+                              offsets=offsets_from_counts(counts))
     return (particles, np.concatenate(columns["hard"])) if with_hard_process else particles
 
 
@@ -364,27 +364,22 @@ def run_chunk(config: GenerationConfig, chunk: int, n_events: int,
 def merge_chunks(config: GenerationConfig, results: list[dict]) -> tuple[dict, dict, dict]:
     """Concatenate chunk results (in chunk order) into the events/constituents/attrs of a file."""
     results = sorted(results, key=lambda r: r["chunk"])
-    dj = [r["dijets"] for r in results]
+    dj = concat_dijets([r["dijets"] for r in results])
     n_generated = sum(r["n_generated"] for r in results)
     # Chunks are independent estimates; weight each by its number of events.
     w = np.array([r["n_generated"] for r in results], dtype=float) / n_generated
     sigma = float(np.sum(w * [r["sigma_pb"] for r in results]))
     sigma_err = float(np.sqrt(np.sum((w * [r["sigma_err_pb"] for r in results]) ** 2)))
-    cat = lambda name: np.concatenate([getattr(d, name) for d in dj])  # noqa: E731
-    mjj = cat("mjj")
     events = {
-        "mjj": mjj,
-        "jet_pt": cat("jet_pt"), "jet_eta": cat("jet_eta"), "jet_phi": cat("jet_phi"),
-        "jet_m": cat("jet_m"), "n_constituents": cat("n_constituents"),
-        "region": assign_regions(mjj, "narrow"), "region_wide": assign_regions(mjj, "wide"),
-        "weight": np.full(len(mjj), sigma / n_generated),
+        "mjj": dj.mjj,
+        "jet_pt": dj.jet_pt, "jet_eta": dj.jet_eta, "jet_phi": dj.jet_phi,
+        "jet_m": dj.jet_m, "n_constituents": dj.n_constituents,
+        "region": assign_regions(dj.mjj, "narrow"), "region_wide": assign_regions(dj.mjj, "wide"),
+        "weight": np.full(len(dj), sigma / n_generated),
         "event_number": np.concatenate([r["event_number"] for r in results]).astype(np.int64),
     }
-    counts = np.concatenate([np.diff(d.const_offsets) for d in dj])
-    constituents = {
-        "pt": cat("const_pt"), "eta": cat("const_eta"), "phi": cat("const_phi"),
-        "offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-    }
+    constituents = {"pt": dj.const_pt, "eta": dj.const_eta, "phi": dj.const_phi,
+                    "offsets": dj.const_offsets}
     cutflow: dict[str, int] = {}
     for r in results:
         for k, v in r["cutflow"].items():

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import ConfigError
-from .particles import EFlowBatch
+from .particles import EFlowBatch, offsets_from_counts
 
 JET_RADIUS = 0.8
 JET_PT_MIN_GEV = 200.0
@@ -120,7 +120,7 @@ class DijetBatch:
             const_pt=self.const_pt[flat],
             const_eta=self.const_eta[flat],
             const_phi=self.const_phi[flat],
-            const_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            const_offsets=offsets_from_counts(counts),
             n_jets=self.n_jets,
         )
 
@@ -137,7 +137,7 @@ def concat_dijets(batches: list[DijetBatch]) -> DijetBatch:
         jet_pt=cat("jet_pt"), jet_eta=cat("jet_eta"), jet_phi=cat("jet_phi"),
         jet_m=cat("jet_m"), n_constituents=cat("n_constituents"), mjj=cat("mjj"),
         const_pt=cat("const_pt"), const_eta=cat("const_eta"), const_phi=cat("const_phi"),
-        const_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        const_offsets=offsets_from_counts(counts),
         n_jets=cat("n_jets"),
     )
 
@@ -218,10 +218,10 @@ def _antikt_fastjet_awkward(px, py, pz, e, offsets, radius, pt_min):
         const_index = sequence.constituent_index(min_pt=pt_min)
     jet_arrays = tuple(ak.to_numpy(ak.flatten(jets[f])).astype(np.float64)
                        for f in ("px", "py", "pz", "E"))
-    jet_offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(jets)))]).astype(np.int64)
+    jet_offsets = offsets_from_counts(ak.to_numpy(ak.num(jets)))
     per_jet = ak.to_numpy(ak.flatten(ak.num(const_index, axis=2))).astype(np.int64)
     return ((*jet_arrays, jet_offsets),
-            (np.concatenate([[0], np.cumsum(per_jet)]).astype(np.int64),
+            (offsets_from_counts(per_jet),
              ak.to_numpy(ak.flatten(const_index, axis=None)).astype(np.int64)))
 
 
@@ -280,7 +280,7 @@ def cluster_dijets(eflow: EFlowBatch, radius: float = JET_RADIUS,
         const_pt=eflow.pt[obj].astype(np.float32),
         const_eta=eflow.eta[obj].astype(np.float32),
         const_phi=eflow.phi[obj].astype(np.float32),
-        const_offsets=np.concatenate([[0], np.cumsum(n_const)]).astype(np.int64),
+        const_offsets=offsets_from_counts(n_const),
         n_jets=n_jets,
     )
 

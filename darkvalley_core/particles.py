@@ -13,6 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def offsets_from_counts(counts) -> np.ndarray:
+    """Event boundaries (n + 1,) int64 from per-event counts (n,): 0, c0, c0 + c1, ..."""
+    return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+
+
 def event_index(offsets: np.ndarray) -> np.ndarray:
     """Index of the owning event for each flat entry; shape (offsets[-1],), int64."""
     counts = np.diff(offsets)
